@@ -159,7 +159,22 @@ def _register_serve(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_serve)
 
 
+# Each capability keeps its subcommands in its own module, registered with ``@command`` on import.
+CLI_MODULES: tuple[str, ...] = ()
+
+
+def serve_hook(hook: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Namespace], None]:
+    """Register a step ``hybrid serve`` runs after migrations (sample knowledge, background loops)."""
+    if hook not in _SERVE_HOOKS:
+        _SERVE_HOOKS.append(hook)
+    return hook
+
+
 def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    for module in CLI_MODULES:
+        importlib.import_module(module)
     parser = argparse.ArgumentParser(prog="hybrid", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for register in _COMMANDS:
