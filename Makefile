@@ -9,7 +9,11 @@ CHECKED := shared functions gpu_handlers
 
 .PHONY: setup run test lint typecheck pytest clean
 
-setup: $(STAMP)
+setup: $(STAMP) node_modules/.package-lock.json
+
+# osls (Serverless Framework v3 drop-in) for `osls package` in the deploy tests
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -21,6 +21,11 @@ from shared.config.store import get_config
 ROUTERS: tuple[str, ...] = (
     "shared.auth.router:router",
     "shared.api.health:router",
+    "shared.memory37.router:router",
+    "shared.compute.router:router",
+    "shared.compute.api:router",
+    "shared.genlayers.router:router",
+    "shared.media.router:router",
 )
 
 

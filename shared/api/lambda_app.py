@@ -14,9 +14,11 @@ def http_handler(*routers: APIRouter, title: str, startup: Callable[[], None] | 
     from mangum import Mangum
 
     from shared.api.app import build_app
+    from shared.config.secrets import load_secrets
     from shared.observability.logging import get_logger
     from shared.observability.metrics import get_metrics
 
+    load_secrets()  # SECRET_IDS → environment, once per Lambda environment; a missing one names itself
     if startup is not None:
         startup()  # a missing secret fails the init phase, naming the variable
     app = build_app(list(routers), title=title, flush_metrics=False, docs=False)
@@ -26,6 +28,29 @@ def http_handler(*routers: APIRouter, title: str, startup: Callable[[], None] | 
     @metrics.log_metrics
     @logger.inject_lambda_context(log_event=False, clear_state=True)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        return dict(asgi(event, context))
+        if not isinstance(event, dict) or not isinstance(event.get("requestContext"), dict):
+            return bad_event(event, "not an API Gateway HTTP event")
+        try:
+            return dict(asgi(event, context))
+        except Exception as exc:  # the adapter could not read the event (the app's own errors are 500s)
+            return bad_event(event, f"{exc.__class__.__name__}: {exc}")
 
     return handler
+
+
+def bad_event(event: Any, reason: str) -> dict[str, Any]:
+    """An event of an unexpected shape: log it clearly and answer 400 problem+json."""
+    import json
+
+    from shared.api.problems import PROBLEM_JSON, TYPE_BASE
+    from shared.observability.logging import get_logger
+
+    keys = sorted(map(str, event))[:20] if isinstance(event, dict) else type(event).__name__
+    get_logger().error("unexpected event shape", extra={"reason": reason[:300], "event_keys": keys})
+    body = {
+        "type": TYPE_BASE + "bad-event",
+        "title": "Bad Request",
+        "status": 400,
+        "detail": "the function received an event it cannot read as an HTTP request",
+    }
+    return {"statusCode": 400, "headers": {"content-type": PROBLEM_JSON}, "body": json.dumps(body)}

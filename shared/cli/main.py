@@ -160,7 +160,7 @@ def _register_serve(sub: argparse._SubParsersAction) -> None:
 
 
 # Each capability keeps its subcommands in its own module, registered with ``@command`` on import.
-CLI_MODULES: tuple[str, ...] = ()
+CLI_MODULES: tuple[str, ...] = ("shared.genlayers.cli", "shared.memory37.cli", "shared.compute.cli")
 
 
 def serve_hook(hook: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Namespace], None]:

@@ -83,6 +83,59 @@ OPENAI_API_KEY = EnvVar("OPENAI_API_KEY", "OpenAI API key", secret=True)
 OPENAI_BASE_URL = EnvVar("OPENAI_BASE_URL", "OpenAI-compatible base URL (vLLM, Ollama, a fake)")
 RUNPOD_API_KEY = EnvVar("RUNPOD_API_KEY", "RunPod API key", secret=True)
 
+# --- gpu_handlers/embedding (read by the worker itself with os.environ: the image has no shared/) --
+EMBED_MODEL = EnvVar("EMBED_MODEL", "embedding model name or folder of the GPU worker", "BAAI/bge-m3")
+RERANK_MODEL = EnvVar(
+    "RERANK_MODEL", "reranker name or folder of the GPU worker ('none': no rerank)", "BAAI/bge-reranker-v2-m3"
+)
+EMBED_DEVICE = EnvVar("EMBED_DEVICE", "torch device of the GPU worker (default cuda when present, else cpu)")
+EMBED_DTYPE = EnvVar("EMBED_DTYPE", "fp16 (default) | bf16 | fp32 on GPU; CPU is always fp32", "fp16")
+EMBED_MAX_LENGTH = EnvVar("EMBED_MAX_LENGTH", "token limit per text (default: the model's)")
+RERANK_MAX_LENGTH = EnvVar("RERANK_MAX_LENGTH", "token limit per query+document pair", "512")
+EMBED_MAX_BATCH_TOKENS = EnvVar("EMBED_MAX_BATCH_TOKENS", "padded tokens per forward pass", "16384")
+EMBED_MAX_TEXTS = EnvVar("EMBED_MAX_TEXTS", "texts (or documents) per job", "2048")
+EMBED_MAX_TEXT_CHARS = EnvVar("EMBED_MAX_TEXT_CHARS", "characters per text", "100000")
+HANDLER_CONCURRENCY = EnvVar("HANDLER_CONCURRENCY", "jobs one GPU worker takes at once", "1")
+
+# --- media -------------------------------------------------------------------
+MEDIA_STORAGE = EnvVar("MEDIA_STORAGE", "media blob store: local or s3 (overrides media.storage.backend)")
+MEDIA_LOCAL_DIR = EnvVar("MEDIA_LOCAL_DIR", "folder of the local media blob store")
+MEDIA_BUCKET = EnvVar("MEDIA_BUCKET", "S3 bucket of media assets")
+MEDIA_S3_ENDPOINT_URL = EnvVar("MEDIA_S3_ENDPOINT_URL", "S3-compatible endpoint (a local server in tests)")
+MEDIA_CDN_BASE_URL = EnvVar("MEDIA_CDN_BASE_URL", "CloudFront base URL of the media bucket")
+MEDIA_PUBLIC_BASE_URL = EnvVar("MEDIA_PUBLIC_BASE_URL", "base URL prefixed to local asset paths", "")
+AVATAR_API_URL = EnvVar("AVATAR_API_URL", "base URL of the talking-head avatar API")
+AVATAR_API_KEY = EnvVar("AVATAR_API_KEY", "API key of the avatar API", secret=True)
+
+# --- compute -----------------------------------------------------------------
+RUNPOD_EMBED_ENDPOINT_ID = EnvVar("RUNPOD_EMBED_ENDPOINT_ID", "RunPod endpoint id of the bge-m3 handler")
+TOGETHER_API_KEY = EnvVar("TOGETHER_API_KEY", "Together AI API key", secret=True)
+INTELLIGENCE_API_URL = EnvVar("INTELLIGENCE_API_URL", "base URL of the intelligence_api embedding service")
+INTELLIGENCE_API_KEY = EnvVar("INTELLIGENCE_API_KEY", "API key of the intelligence_api service", secret=True)
+COMPUTE_CALLBACK_SECRET = EnvVar(
+    "COMPUTE_CALLBACK_SECRET", "HMAC key that signs task completion webhooks", secret=True
+)
+HYBRID_API_URL = EnvVar("HYBRID_API_URL", "base URL a pull worker talks to", "http://127.0.0.1:8000")
+HYBRID_WORKER_TOKEN = EnvVar("HYBRID_WORKER_TOKEN", "a pull worker's token (hybrid workers add)", secret=True)
+
+# --- genlayers (LLM providers; a provider names its key variable in logic.yaml) --
+ANTHROPIC_API_KEY = EnvVar("ANTHROPIC_API_KEY", "Anthropic API key", secret=True)
+GROQ_API_KEY = EnvVar("GROQ_API_KEY", "Groq API key", secret=True)
+OPENROUTER_API_KEY = EnvVar("OPENROUTER_API_KEY", "OpenRouter API key", secret=True)
+GEMINI_API_KEY = EnvVar("GEMINI_API_KEY", "Google Gemini API key", secret=True)
+
+# --- deployment (Lambda) -------------------------------------------------------
+SECRET_IDS = EnvVar(
+    "SECRET_IDS",
+    "comma-separated VAR=secret-id pairs read at start (Secrets Manager; 'ssm:/name' for SSM SecureString)",
+    "",
+)
+DATABASE_HOST = EnvVar("DATABASE_HOST", "host (RDS Proxy endpoint) used with a JSON database secret")
+DATABASE_NAME = EnvVar("DATABASE_NAME", "database name used with a JSON database secret", "hybrid")
+KNOWLEDGE_PREFIX = EnvVar(
+    "KNOWLEDGE_PREFIX", "S3 key prefix the indexer ingests: <prefix>/<domain>/...", "knowledge"
+)
+
 ALL: tuple[EnvVar, ...] = tuple(v for v in globals().values() if isinstance(v, EnvVar))
 SECRET_NAMES: frozenset[str] = frozenset(v.name for v in ALL if v.secret)
 

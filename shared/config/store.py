@@ -114,7 +114,9 @@ def _format_validation(source: str, err: ValidationError) -> str:
 
 def _parse_yaml(source: ConfigSource, text: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(text) if text.strip() else {}
+        # libyaml's C loader when present (Lambda cold start: ~10x faster than the pure-Python one)
+        safe_loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # both are the *safe* loaders
+        data = yaml.load(text, Loader=safe_loader) if text.strip() else {}  # noqa: S506
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source.name}: not valid YAML: {exc}") from exc
     if data is None:

@@ -221,6 +221,7 @@ class CallPolicy:
     backoff_base: float = 0.05
     backoff_max: float = 0.5
     default_cooldown: float = 1.0  # 429 without Retry-After
+    rate_limit_wait_max: float = 0.0  # > 0: wait out a 429 whose Retry-After is this short, same provider
 
     def backoff(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(max, base * 2**attempt)]."""
@@ -320,6 +321,8 @@ class FallbackChain:
                         raise err from exc
                     errors.append(err)
                     attempt += 1
+                    if self._wait_out_rate_limit(err, attempt, policy, deadline):
+                        continue
                     if err.kind is not FailureKind.TRANSIENT or attempt >= policy.max_attempts:
                         break
                     pause = policy.backoff(attempt)
@@ -331,6 +334,20 @@ class FallbackChain:
                 self.observer.attempt(cand.name, (self._clock() - started) * 1000, None, breaker.state)
                 return cand.name, result
         raise AllProvidersFailed(errors, budget_exhausted=deadline - self._clock() <= 0)
+
+    def _wait_out_rate_limit(
+        self, err: ProviderError, attempt: int, policy: CallPolicy, deadline: float
+    ) -> bool:
+        """A short Retry-After (<= ``policy.rate_limit_wait_max``) inside the budget: sleep, then retry."""
+        if err.kind is not FailureKind.RATE_LIMITED or policy.rate_limit_wait_max <= 0:
+            return False
+        wait = err.retry_after if err.retry_after is not None else policy.default_cooldown
+        if attempt >= policy.max_attempts or wait > policy.rate_limit_wait_max:
+            return False
+        if self._clock() + wait >= deadline:
+            return False
+        self._sleep(wait)
+        return True
 
     @staticmethod
     def _after_failure(breaker: CircuitBreaker, err: ProviderError, policy: CallPolicy) -> None:

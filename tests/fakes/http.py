@@ -9,6 +9,7 @@ provider was (or was not) called.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections import defaultdict, deque
@@ -66,6 +67,11 @@ class FakeServer:
 
             def log_message(self, *args: Any) -> None:
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                # headers and body go out in two writes: without NODELAY, Nagle + delayed ACK adds ~40 ms
+                self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def _serve(self) -> None:
                 length = int(self.headers.get("content-length") or 0)

@@ -45,13 +45,24 @@ def test_secret_env_values_are_masked(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "custom-key-without-prefix-123" not in redact_text("using custom-key-without-prefix-123 now")
 
 
-def test_logger_output_is_redacted(capsys: pytest.CaptureFixture[str]) -> None:
+def test_logger_output_is_redacted() -> None:
+    import io
+    import logging
+
     from shared.observability.logging import get_logger
 
-    get_logger().info(
-        "auth attempt", extra={"init_data": "user=%7B%7D&hash=00", "detail": "Bearer abc.def.ghi"}
-    )
-    line = capsys.readouterr().out.strip().splitlines()[-1]
+    logger = get_logger()
+    buf = io.StringIO()
+    handler = logging.StreamHandler(buf)  # the logger's own formatter, on a stream this test owns
+    handler.setFormatter(logger.registered_formatter)
+    logger.addHandler(handler)
+    try:
+        logger.info(
+            "auth attempt", extra={"init_data": "user=%7B%7D&hash=00", "detail": "Bearer abc.def.ghi"}
+        )
+    finally:
+        logger.removeHandler(handler)
+    line = buf.getvalue().strip().splitlines()[-1]
     record = json.loads(line)
     assert record["init_data"] == REDACTED
     assert "abc.def.ghi" not in line
