@@ -142,7 +142,16 @@ def run_media_task(payload: dict[str, Any]) -> dict[str, Any]:
         finally:
             semaphore.release()
     except (ProviderError, AllProvidersFailed, Exception) as exc:
-        client_error = isinstance(exc, ProviderError) and exc.kind is FailureKind.CLIENT
+        # A refused request (4xx) or a misconfigured provider (401/403, missing key) will not heal by
+        # retrying: fail the job now, with the reason. Everything else retries through the queue.
+        kinds = (
+            [exc.kind]
+            if isinstance(exc, ProviderError)
+            else [e.kind for e in exc.errors]
+            if isinstance(exc, AllProvidersFailed)
+            else []
+        )
+        client_error = bool(kinds) and all(k in (FailureKind.CLIENT, FailureKind.AUTH) for k in kinds)
         reason = f"{name}: {exc}" if not str(exc).startswith(name) else str(exc)
         with db.connection() as conn:
             final = client_error or _is_last_attempt(conn, task_id)

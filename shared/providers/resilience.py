@@ -92,6 +92,10 @@ def classify(provider: str, exc: BaseException) -> ProviderError:
     """Map any exception from an adapter (httpx, openai, our own) to a ``ProviderError``."""
     if isinstance(exc, ProviderError):
         return exc
+    from shared.config.env import MissingSetting
+
+    if isinstance(exc, MissingSetting):  # no key / endpoint configured: misconfigured, not flaky
+        return ProviderError(provider, FailureKind.AUTH, str(exc))
     status = getattr(exc, "status_code", None)
     response = getattr(exc, "response", None)
     if status is None and response is not None:

@@ -374,6 +374,17 @@ def test_provider_client_error_fails_at_once_without_retries(env: Env) -> None:
     assert len(env.openai.speech_calls()) == 1
 
 
+def test_missing_provider_key_fails_at_once_naming_the_variable(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY")
+    job = env.post("tts", {"text": "no key configured here", "voice": "alloy"}).json()
+    assert [o["status"] for o in run_media_tasks()] == ["dead"]  # not retried: retrying cannot fix config
+    view = env.get(job["id"]).json()
+    assert view["status"] == "failed" and "OPENAI_API_KEY" in view["error"]
+    assert env.openai.speech_calls() == []
+
+
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
     from moto.server import ThreadedMotoServer

@@ -150,3 +150,10 @@ def test_classify_http_like_errors() -> None:
     assert classify("p", HTTPErr(403)).kind is FailureKind.AUTH
     assert classify("p", HTTPErr(422)).kind is FailureKind.CLIENT
     assert classify("p", TimeoutError()).kind is FailureKind.TRANSIENT
+
+
+def test_a_missing_setting_is_a_misconfigured_provider_not_a_transient_fault() -> None:
+    from shared.config.env import MissingSetting
+
+    err = classify("openai", MissingSetting("OPENAI_API_KEY", "OpenAI API key"))
+    assert err.kind is FailureKind.AUTH and "OPENAI_API_KEY" in str(err)
