@@ -124,6 +124,13 @@ def _register_workers(sub: argparse._SubParsersAction) -> None:
 
 
 # --- drain ---------------------------------------------------------------------------------------
+def did_work(summary: dict[str, Any]) -> bool:
+    """Whether a tick summary reports anything done, expired, delivered or failed."""
+    counters = [*summary["runpod"].values(), *summary.get("callbacks", {}).values()]
+    counters += [n for per_kind in summary["inline"].values() for n in per_kind.values()]
+    return bool(summary["expired"] or summary["errors"] or any(counters))
+
+
 def drain_loop(stop: threading.Event, *, interval: float | None = None, max_seconds: float = 50.0) -> None:
     """Tick until ``stop`` is set (``hybrid drain`` and the local server's background thread)."""
     from shared.compute.drain import run_tick
@@ -133,12 +140,7 @@ def drain_loop(stop: threading.Event, *, interval: float | None = None, max_seco
     while not stop.is_set():
         try:
             summary = run_tick(max_seconds=max_seconds)
-            if (
-                any(summary["runpod"].values())
-                or summary["inline"]
-                or summary["expired"]
-                or summary["errors"]
-            ):
+            if did_work(summary):  # an idle tick every few seconds is not worth a log line
                 get_logger().info("drain tick", extra={"summary": summary})
         except Exception as exc:  # the loop outlives a bad tick (database restarting, ...)
             get_logger().warning("drain tick failed", extra={"error": f"{type(exc).__name__}: {exc}"})

@@ -268,3 +268,20 @@ def test_a_job_stuck_in_runpod_is_abandoned_and_its_tasks_retried(db: Database, 
     assert "still IN_PROGRESS" in (stuck.error or "") and stuck.attempts in (1, 2)
     assert len(rp.server.calls()) and any(r.path.startswith("/v2/ep-test/cancel/") for r in rp.server.calls())
     assert stuck.status in ("failed", "processing")  # retried (backoff 0): possibly re-dispatched already
+
+
+def test_only_ticks_that_did_something_are_worth_a_log_line() -> None:
+    from shared.compute.cli import did_work
+
+    idle = {
+        "expired": 0,
+        "errors": [],
+        "runpod": {"dispatched_jobs": 0, "completed": 0},
+        "inline": {"media.tts": {"completed": 0, "failed": 0}},
+        "callbacks": {"delivered": 0},
+    }
+    assert not did_work(idle)
+    assert did_work({**idle, "inline": {"media.tts": {"completed": 1, "failed": 0}}})
+    assert did_work({**idle, "runpod": {"dispatched_jobs": 2, "completed": 0}})
+    assert did_work({**idle, "callbacks": {"delivered": 1}})
+    assert did_work({**idle, "expired": 3})
