@@ -19,6 +19,7 @@ def http_handler(*routers: APIRouter, title: str, startup: Callable[[], None] | 
     from shared.observability.metrics import get_metrics
 
     load_secrets()  # SECRET_IDS → environment, once per Lambda environment; a missing one names itself
+    register_snapshot_warmup()
     if startup is not None:
         startup()  # a missing secret fails the init phase, naming the variable
     app = build_app(list(routers), title=title, flush_metrics=False, docs=False)
@@ -36,6 +37,31 @@ def http_handler(*routers: APIRouter, title: str, startup: Callable[[], None] | 
             return bad_event(event, f"{exc.__class__.__name__}: {exc}")
 
     return handler
+
+
+def register_snapshot_warmup() -> bool:
+    """Under SnapStart, import the database driver before the snapshot is taken.
+
+    psycopg is imported lazily so that a plain cold start does not pay for it during init, but every
+    HTTP function needs it on its first request. With SnapStart the init phase runs once, at publish
+    time, and instances resume from its memory snapshot: importing psycopg in a before-snapshot hook puts
+    it in that snapshot, so restored instances do not import it on their first request. The Lambda
+    Python runtime provides ``snapshot_restore_py``; elsewhere (tests, the local server, the cold-start
+    benchmark) it is absent and nothing is registered. Returns whether the hook was registered.
+    """
+    try:
+        from snapshot_restore_py import register_before_snapshot
+    except ImportError:
+        return False
+    register_before_snapshot(_import_database_driver)
+    return True
+
+
+def _import_database_driver() -> None:
+    import importlib
+
+    for name in ("psycopg", "psycopg.rows", "psycopg.types.json", "psycopg_pool"):
+        importlib.import_module(name)
 
 
 def bad_event(event: Any, reason: str) -> dict[str, Any]:

@@ -7,7 +7,6 @@ from typing import Any
 from fastapi import Request
 
 from shared.api.problems import Problem
-from shared.auth.service import admin_ids, get_token_service
 from shared.auth.tokens import Principal, TokenInvalid
 
 _UNAUTHORIZED = {"WWW-Authenticate": 'Bearer realm="hybrid"'}
@@ -44,6 +43,10 @@ def get_principal(request: Request) -> Principal:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Problem(401, "a Bearer access token is required", slug="unauthorized", headers=_UNAUTHORIZED)
+    # Imported here: behind API Gateway's JWT authorizer (the claims above) no function needs jwt or
+    # cryptography, so they stay off the Lambda init path.
+    from shared.auth.service import get_token_service
+
     try:
         return get_token_service().verify(token.strip())
     except TokenInvalid as exc:
@@ -51,6 +54,8 @@ def get_principal(request: Request) -> Principal:
 
 
 def require_admin(request: Request) -> Principal:
+    from shared.auth.service import admin_ids
+
     principal = get_principal(request)
     if not principal.is_admin and principal.telegram_id not in admin_ids():
         raise Problem(403, "this route is for administrators", slug="forbidden")

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jwt
-
-from shared.auth.keys import KeyRing
+if TYPE_CHECKING:  # jwt and cryptography load when a token is issued or verified, not at import
+    from shared.auth.keys import KeyRing
 
 
 class TokenInvalid(Exception):
@@ -42,6 +41,8 @@ class TokenService:
         now: float | None = None,
         ttl_seconds: int | None = None,
     ) -> tuple[str, int]:
+        import jwt
+
         iat = int(time.time() if now is None else now)
         ttl = ttl_seconds or self.ttl
         claims = {
@@ -59,6 +60,8 @@ class TokenService:
         return token, ttl
 
     def verify(self, token: str, *, now: float | None = None) -> Principal:
+        import jwt
+
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
+if TYPE_CHECKING:
+    import psycopg
 
 UPSERT_USER = """
 INSERT INTO users (telegram_id, username, first_name, last_name, language_code, is_premium, photo_url,

@@ -15,13 +15,14 @@ import hmac
 import json
 import secrets
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-import psycopg
-from psycopg.rows import dict_row
 
 from shared.config import env
+
+if TYPE_CHECKING:
+    import psycopg
 
 SIGNATURE_HEADER = "X-Hybrid-Signature"
 
@@ -112,6 +113,8 @@ def deliver_due(
     client: httpx.Client | None = None,
 ) -> dict[str, int]:
     """Deliver up to ``limit`` due callbacks, one transaction each (row locked while it is sent)."""
+    from psycopg.rows import dict_row
+
     counts = {"delivered": 0, "retrying": 0, "failed": 0}
     own = client is None
     http = client or httpx.Client(timeout=timeout, follow_redirects=False)

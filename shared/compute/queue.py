@@ -22,14 +22,13 @@ import json
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
-
-import psycopg
-from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
+from typing import TYPE_CHECKING, Any
 
 from shared.compute.kinds import compute_settings, kind_settings
 from shared.config.models import ComputeSection
+
+if TYPE_CHECKING:
+    import psycopg
 
 PRIORITIES = ("high", "low")
 MAX_ERROR_CHARS = 4000
@@ -272,12 +271,16 @@ FROM compute_tasks WHERE status IN ('pending', 'failed') GROUP BY kind ORDER BY 
 
 
 def _one(conn: psycopg.Connection[Any], sql: str, params: Any) -> dict[str, Any] | None:
+    from psycopg.rows import dict_row
+
     cur = conn.cursor(row_factory=dict_row)
     cur.execute(sql, params)
     return cur.fetchone()
 
 
 def _all(conn: psycopg.Connection[Any], sql: str, params: Any = None) -> list[dict[str, Any]]:
+    from psycopg.rows import dict_row
+
     cur = conn.cursor(row_factory=dict_row)
     cur.execute(sql, params)
     return cur.fetchall()
@@ -303,6 +306,8 @@ def enqueue(
     section: ComputeSection | None = None,
 ) -> Task:
     """Add a task. The same ``idempotency_key`` again returns the task already there, unchanged."""
+    from psycopg.types.json import Jsonb
+
     section = section or compute_settings()
     settings = kind_settings(kind, section)
     if settings is None:
@@ -358,6 +363,8 @@ def claim(
     expire: bool = True,
 ) -> list[Task]:
     """Take up to ``limit`` claimable tasks of ``kinds``, high priority first, then oldest first."""
+    from psycopg.rows import dict_row
+
     if limit <= 0 or not kinds:
         return []
     params = {"kinds": list(kinds), "limit": limit, "lease": lease_seconds, "worker": worker_id}
@@ -401,6 +408,8 @@ def _check_token(lease_token: str) -> str:
 
 def complete(conn: psycopg.Connection[Any], task_id: int, lease_token: str, result: Any) -> Task:
     """Store the result and mark the task completed (idempotent for the same result)."""
+    from psycopg.types.json import Jsonb
+
     token = _check_token(lease_token)
     encoded = _encode(result, "result")
     row = _one(conn, COMPLETE_SQL, {"id": task_id, "token": token, "result": Jsonb(None, lambda _: encoded)})

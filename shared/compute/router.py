@@ -6,10 +6,9 @@ refusal is problem+json and leaves ``compute_tasks`` as it was.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-import psycopg
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -18,6 +17,9 @@ from shared.compute import queue
 from shared.compute.kinds import compute_settings, kind_settings
 from shared.compute.workers import RateLimited, Worker, WorkerAuthError, authenticate
 from shared.db.connection import get_database
+
+if TYPE_CHECKING:
+    import psycopg
 
 router = APIRouter(prefix="/internal/workers", tags=["workers"])
 

@@ -17,9 +17,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
-
 from shared.compute import queue
 from shared.config.models import ComputeKind, ComputeSection, ProviderSettings
 from shared.observability.logging import get_logger
@@ -172,6 +169,8 @@ def dispatch(
     counts: Counts,
 ) -> None:
     """Claim batches of ``kind`` and send each as a RunPod job, until ``max_jobs`` or the deadline."""
+    from psycopg.types.json import Jsonb
+
     worker = f"runpod:{client.endpoint_id or 'local'}"
     while counts.dispatched_jobs < max_jobs and time.monotonic() < deadline:
         with database.connection() as conn:
@@ -223,6 +222,8 @@ def collect(
     counts: Counts,
 ) -> None:
     """Check open jobs once each (``/status``): write results, fail tasks of failed jobs, keep leases."""
+    from psycopg.rows import dict_row
+
     from shared.providers.runpod_client import FINAL_BAD, FINAL_OK, error_message
 
     for _ in range(max_jobs):

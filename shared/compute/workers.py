@@ -12,10 +12,10 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
-from psycopg.rows import dict_row
+if TYPE_CHECKING:
+    import psycopg
 
 TOKEN_PREFIX = "hwk_"  # noqa: S105 - a public prefix, not a secret
 
@@ -89,6 +89,8 @@ def add_worker(
     rate_limit_per_minute: int = 600,
 ) -> tuple[Worker, str]:
     """Create (or re-key) a worker; returns it and its token, which is not stored and never shown again."""
+    from psycopg.rows import dict_row
+
     if not name or len(name) > 64:
         raise ValueError("a worker name is 1-64 characters")
     token = new_token()
@@ -115,12 +117,16 @@ def revoke_worker(conn: psycopg.Connection[Any], name: str) -> bool:
 
 
 def list_workers(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    from psycopg.rows import dict_row
+
     rows = conn.cursor(row_factory=dict_row).execute(LIST_SQL).fetchall()
     return [{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r.items()} for r in rows]
 
 
 def authenticate(conn: psycopg.Connection[Any], token: str) -> Worker:
     """The worker holding ``token``; raises ``WorkerAuthError`` or ``RateLimited``."""
+    from psycopg.rows import dict_row
+
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         raise WorkerAuthError("a worker token is required (hybrid workers add NAME)")
     row = conn.cursor(row_factory=dict_row).execute(AUTH_SQL, (hash_token(token),)).fetchone()

@@ -11,13 +11,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
-
-import psycopg
-from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool, PoolTimeout
+from typing import TYPE_CHECKING, Any
 
 from shared.config import env
+
+if TYPE_CHECKING:  # psycopg loads on first use, keeping it off the Lambda init path
+    import psycopg
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -50,6 +49,8 @@ class Database:
         connect_timeout: float = 5.0,
         statement_timeout_ms: int = 15_000,
     ) -> None:
+        from psycopg_pool import ConnectionPool
+
         self.url = url
         self.connect_timeout = connect_timeout
         kwargs = connect_kwargs(statement_timeout_ms) | {"connect_timeout": max(1, int(connect_timeout))}
@@ -69,6 +70,10 @@ class Database:
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
         """A connection inside a transaction: committed on success, rolled back on error."""
+        import psycopg
+        from psycopg.rows import dict_row
+        from psycopg_pool import PoolTimeout
+
         try:
             with self.pool.connection(timeout=self.connect_timeout) as conn:
                 conn.row_factory = dict_row  # type: ignore[assignment]

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Final
-
-import psycopg
+from typing import TYPE_CHECKING, Any, Final
 
 from shared.compute.kinds import NonRetryable, register_executor
 from shared.config.models import ComputeKind
@@ -24,6 +22,9 @@ from shared.genlayers import ledger
 from shared.genlayers.pricing import cost_usd
 from shared.genlayers.profiles import get_profile
 from shared.genlayers.structured import check
+
+if TYPE_CHECKING:
+    import psycopg
 
 KIND = "genlayers.generate"
 ENDPOINT: Final = "/v1/chat/completions"

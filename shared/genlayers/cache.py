@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from typing import Any
-
-import psycopg
+from typing import TYPE_CHECKING, Any
 
 from shared.providers.llm import LLMRequest
+
+if TYPE_CHECKING:
+    import psycopg
 
 GET = """
 UPDATE llm_response_cache SET hits = hits + 1

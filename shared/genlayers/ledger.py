@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
-
-import psycopg
+from typing import TYPE_CHECKING, Any
 
 from shared.genlayers.pricing import cost_usd as price_of
+
+if TYPE_CHECKING:
+    import psycopg
 
 INSERT_USAGE = """
 INSERT INTO usage_ledger (user_id, session_id, feature, domain, provider, model, kind, prompt_tokens,

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-import psycopg
+from typing import TYPE_CHECKING, Any
 
 from shared.api.problems import Problem
 from shared.config.models import GenlayersLimits, UsageLimit
+
+if TYPE_CHECKING:
+    import psycopg
 
 # One round trip: the user's day, and within it the session's (FILTER); the session's alone without a user.
 USED_BY_USER = """

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any
-
-import psycopg
+from typing import TYPE_CHECKING, Any
 
 from shared.db.connection import DatabaseUnavailable
 from shared.genlayers.profiles import CompiledProfile
 from shared.genlayers.structured import GenerationError
+
+if TYPE_CHECKING:
+    import psycopg
 
 
 class MemoryUnavailable(GenerationError):

@@ -11,9 +11,7 @@ import json
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
-from typing import Any
-
-import psycopg
+from typing import TYPE_CHECKING, Any
 
 from shared.config.models import AppConfig
 from shared.genlayers import cache, ledger
@@ -31,7 +29,10 @@ from shared.providers.resilience import (
     default_chain,
 )
 
-ConnFactory = Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
+if TYPE_CHECKING:
+    import psycopg
+
+ConnFactory = Callable[[], AbstractContextManager["psycopg.Connection[Any]"]]  # psycopg loads lazily
 
 
 class InputTooLarge(GenerationError):

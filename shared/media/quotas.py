@@ -6,11 +6,12 @@ Days are UTC days. Failed and cancelled jobs still count as jobs but not as cost
 
 from __future__ import annotations
 
-from typing import Any
-
-import psycopg
+from typing import TYPE_CHECKING, Any
 
 from shared.config.models import MediaSection
+
+if TYPE_CHECKING:
+    import psycopg
 
 LOCK_USER_SQL = "SELECT pg_advisory_xact_lock(hashtextextended('media-quota:' || %s::text, 0))"
 

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
-
-import psycopg
-from psycopg.types.json import Jsonb
+from typing import TYPE_CHECKING, Any
 
 from shared.config.models import MediaSection
 from shared.media import sql
@@ -24,6 +21,9 @@ from shared.media.hashing import content_hash
 from shared.media.quotas import check_quota, estimate_cost
 from shared.media.registry import get_provider, provider_name
 from shared.media.validation import ValidatedInput, check_reachable, validate_input
+
+if TYPE_CHECKING:
+    import psycopg
 
 TASK_KIND = {"tts": "media.tts", "image": "media.image", "avatar": "media.avatar"}
 LIVE = ("queued", "running")
@@ -64,6 +64,8 @@ def create_job(
     conn: psycopg.Connection[Any], *, user_id: int, prepared: Prepared, priority: str, cfg: MediaSection
 ) -> dict[str, Any]:
     """Create the job inside the caller's transaction; returns the job row."""
+    from psycopg.types.json import Jsonb
+
     from shared.compute import queue
 
     job_id = uuid.uuid4()

@@ -29,18 +29,16 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-
-import psycopg
-from psycopg import sql
-from psycopg.rows import tuple_row
-from psycopg.types.json import Jsonb
+from typing import TYPE_CHECKING, Any
 
 from shared.config.models import MemoryDomain, MemorySection
 from shared.memory37.chunking import Chunk, chunk_document
 from shared.memory37.domains import detect_lang, get_domain, memory_config, ts_config_for
 from shared.memory37.parsers import SourceDocument, SourceError, iter_files, parse_file
 from shared.providers.embeddings import Embedder, EmbeddingError
+
+if TYPE_CHECKING:
+    import psycopg
 
 ProgressFn = Callable[[int, int, "IngestSummary"], None]
 
@@ -162,6 +160,8 @@ INGEST_LOCK = "SELECT pg_advisory_xact_lock(hashtext('memory37:ingest:' || %(dom
 @contextmanager
 def _connection(target: Any) -> Iterator[psycopg.Connection[Any]]:
     """A connection for the whole ingest: a psycopg connection as is, a Database's pooled one, or a URL."""
+    import psycopg
+
     from shared.db.connection import Database
 
     if isinstance(target, psycopg.Connection):
@@ -184,6 +184,8 @@ def _connection(target: Any) -> Iterator[psycopg.Connection[Any]]:
 
 
 def _fetch(conn: psycopg.Connection[Any], query: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    from psycopg.rows import tuple_row
+
     with conn.cursor(row_factory=tuple_row) as cur:
         cur.execute(query, params)
         return cur.fetchall()
@@ -406,6 +408,8 @@ def _write_group(
     cfg: MemorySection,
     summary: IngestSummary,
 ) -> None:
+    from psycopg.types.json import Jsonb
+
     base = {
         "domain": domain,
         "visibility": scope.visibility,
@@ -596,6 +600,8 @@ def ensure_hnsw_index(
     conn: psycopg.Connection[Any], model: str, cfg: MemorySection | None = None
 ) -> str | None:
     """Create the model's partial HNSW index if it does not exist yet; returns its name when created."""
+    from psycopg import sql
+
     cfg = cfg or memory_config()
     rows = _fetch(conn, MODEL_ROW, {"model": model})
     if not rows:

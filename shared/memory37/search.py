@@ -22,17 +22,18 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import psycopg
-from psycopg import sql
-from psycopg.rows import tuple_row
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shared.config.models import MemorySection
 from shared.memory37.domains import get_domain, memory_config, search_configs
 from shared.providers.embeddings import Embedder, EmbeddingError
 from shared.providers.rerank import Reranker
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg import sql
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +197,8 @@ _NAME = re.compile(r"(?<![\w'’])[A-ZА-ЯЁ][\w'’-]*")
 
 
 def _rows(conn: psycopg.Connection[Any], query: Any, params: dict[str, Any]) -> list[Any]:
+    from psycopg.rows import tuple_row
+
     with conn.cursor(row_factory=tuple_row) as cur:
         cur.execute(query, params)
         return cur.fetchall()
@@ -229,6 +232,8 @@ def validate_request(
 
 
 def _where(domains: list[str], f: SearchFilters, params: dict[str, Any]) -> sql.Composable:
+    from psycopg import sql
+
     parts = [sql.SQL("d.domain = ANY(%(domains)s)"), sql.SQL(SCOPE_PREDICATE)]
     params["domains"] = domains
     if f.tags_any:
@@ -261,6 +266,8 @@ def tsquery_literal(lexeme: str) -> str:
 
 
 def lexeme_sql(cfg: MemorySection) -> sql.Composable:
+    from psycopg import sql
+
     configs = search_configs(cfg)
     lang_tsv = sql.SQL(" || ").join(
         sql.SQL("to_tsvector({c}::regconfig, %(q)s)").format(c=sql.Literal(c)) for c in configs
@@ -279,6 +286,8 @@ def keyword_query(
     nothing, like stop words), plus unstemmed names against ``tsv_simple``. With quotes, ``or`` or ``-word``:
     ``websearch_to_tsquery`` as written.
     """
+    from psycopg import sql
+
     configs = search_configs(cfg)
     params: dict[str, Any] = {"q": query, "max_rows": cfg.keyword.max_ranked_rows * 4}
     if _WEBSEARCH_SYNTAX.search(query):
@@ -353,6 +362,8 @@ def search_memory(
     embedder's model has no stored vectors. ``timings`` (when given) receives milliseconds per stage.
     ``mode`` ``dense`` / ``keyword`` runs one side only (benchmarks, diagnostics).
     """
+    from psycopg import sql
+
     cfg = memory_config()
     f = validate_request(domains=domains, query=query, top_k=top_k, filters=filters, cfg=cfg)
     if embedder is None:
@@ -489,6 +500,8 @@ def _model_dimension(conn: psycopg.Connection[Any], model: str) -> int:
 
 def _dense_sql(fmt: dict[str, sql.Composable], exact: bool) -> sql.Composable:
     """Cosine order through the model's HNSW index, or (``exact``) an order the index cannot serve."""
+    from psycopg import sql
+
     dim = fmt["dim"]
     order = (
         sql.SQL("(e.embedding::vector({dim}) <=> %(qvec)s::vector({dim})) + 0")
