@@ -19,6 +19,7 @@ Guarantees:
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -166,13 +167,21 @@ WHERE t.id = expired.id
 RETURNING {_T_COLUMNS}
 """
 
+# Per kind, the claimable index (kind, prio, id) is walked in order and stops at the limit; the kinds'
+# candidates are then merged. (``kind = ANY(kinds)`` in one scan cannot use the index order: the planner
+# falls back to reading and sorting every claimable row, 38 ms per claim at a 100k backlog vs 0.3 ms.)
 CLAIM_SQL = f"""
 WITH picked AS (
-    SELECT id FROM compute_tasks
-    WHERE status IN ('pending', 'failed') AND kind = ANY(%(kinds)s) AND not_before <= now()
-    ORDER BY prio, id
+    SELECT c.id FROM unnest(%(kinds)s::text[]) AS k(kind)
+    CROSS JOIN LATERAL (
+        SELECT id, prio FROM compute_tasks
+        WHERE kind = k.kind AND status IN ('pending', 'failed') AND not_before <= now()
+        ORDER BY prio, id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+    ORDER BY c.prio, c.id
     LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
 )
 UPDATE compute_tasks t
 SET status = 'processing',
@@ -348,6 +357,19 @@ def get_task(conn: psycopg.Connection[Any], task_id: int) -> Task | None:
     return Task.from_row(row) if row else None
 
 
+EXPIRE_EVERY_SECONDS = 1.0
+_last_expiry = -EXPIRE_EVERY_SECONDS
+
+
+def _expiry_due() -> bool:
+    global _last_expiry
+    now = time.monotonic()
+    if now - _last_expiry < EXPIRE_EVERY_SECONDS:
+        return False
+    _last_expiry = now  # racing threads may both expire once: harmless, the statement is idempotent
+    return True
+
+
 def expire_leases(conn: psycopg.Connection[Any], *, limit: int = 1000) -> list[Task]:
     """Return tasks whose lease ran out to ``pending`` (``dead`` when out of attempts)."""
     return [Task.from_row(r) for r in _all(conn, EXPIRE_SQL, {"limit": limit})]
@@ -360,14 +382,21 @@ def claim(
     limit: int,
     lease_seconds: float,
     worker_id: str,
-    expire: bool = True,
+    expire: bool | None = None,
 ) -> list[Task]:
-    """Take up to ``limit`` claimable tasks of ``kinds``, high priority first, then oldest first."""
+    """Take up to ``limit`` claimable tasks of ``kinds``, high priority first, then oldest first.
+
+    ``expire`` returns run-out leases to pending first: ``True`` always, ``False`` never (the drain expires
+    on its own tick), ``None`` at most every ``EXPIRE_EVERY_SECONDS`` per process — expiry is upkeep, and
+    a claim from a busy worker fleet need not repeat it each time.
+    """
     from psycopg.rows import dict_row
 
     if limit <= 0 or not kinds:
         return []
     params = {"kinds": list(kinds), "limit": limit, "lease": lease_seconds, "worker": worker_id}
+    if expire is None:
+        expire = _expiry_due()
     if expire:  # both statements in one round trip; the expiry runs first, so its tasks are claimable
         with conn.pipeline():
             conn.execute(EXPIRE_SQL, {"limit": limit * 4})
@@ -421,7 +450,7 @@ def complete(conn: psycopg.Connection[Any], task_id: int, lease_token: str, resu
     raise ResultConflict(f"task {task_id} is already completed with a different result")
 
 
-COMPLETE_MANY_SQL = f"""
+COMPLETE_MANY_SQL = """
 UPDATE compute_tasks t
 SET status = 'completed', result = v.result, error = NULL, lease_until = NULL,
     finished_at = now(), updated_at = now(),
@@ -429,16 +458,18 @@ SET status = 'completed', result = v.result, error = NULL, lease_until = NULL,
     callback_next_at = CASE WHEN t.callback_url IS NOT NULL THEN now() END
 FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(results)s::jsonb[]) AS v(id, token, result)
 WHERE t.id = v.id AND t.status = 'processing' AND t.lease_token = v.token AND t.lease_until >= now()
-RETURNING {_T_COLUMNS}
+RETURNING t.id
 """
 
 
 def complete_many(
     conn: psycopg.Connection[Any], items: list[tuple[int, str, Any]]
-) -> list[Task | QueueError]:
+) -> list[QueueError | None]:
     """``complete`` for a batch ``[(task_id, lease_token, result), ...]`` in one statement.
 
-    Returns, in order, the completed task or the error that ``complete`` would have raised for it.
+    Returns, in order, ``None`` where the task is now completed (or already was, with the same result) and
+    otherwise the error that ``complete`` would have raised. Only ids come back from the database: a bulk
+    completion has no use for the rows, and returning them cost about 15 % of the throughput.
     """
     if not items:
         return []
@@ -454,16 +485,18 @@ def complete_many(
         tokens.append(checked)
         encoded.append(body)
     rows = _all(conn, COMPLETE_MANY_SQL, {"ids": ids, "tokens": tokens, "results": encoded}) if ids else []
-    done = {t.id: t for t in (Task.from_row(r) for r in rows)}
-    out: list[Task | QueueError] = []
+    done = {int(r["id"]) for r in rows}
+    out: list[QueueError | None] = []
     for n, (task_id, token, result) in enumerate(items):
         if n in errors:
             out.append(errors[n])
         elif task_id in done:
-            out.append(done.pop(task_id))
+            done.discard(task_id)
+            out.append(None)
         else:
             try:  # repeated, conflicting or late: the single path says which
-                out.append(complete(conn, task_id, token, result))
+                complete(conn, task_id, token, result)
+                out.append(None)
             except QueueError as exc:
                 out.append(exc)
     return out

@@ -303,9 +303,41 @@ def test_complete_many_in_one_statement_reports_each_item(url: str) -> None:
                 (d.id, d.lease_token, {"n": 99}),  # a different result: conflict
             ],
         )
-    assert isinstance(out[0], q.Task) and out[0].status == "completed" and out[0].result == {"n": 0}
+    assert out[0] is None and out[3] is None  # completed; a repeat with the same result is idempotent
     assert isinstance(out[1], q.LeaseMismatch) and isinstance(out[2], q.LeaseMismatch)
-    assert isinstance(out[3], q.Task) and out[3].result == {"n": 3}
     assert isinstance(out[4], q.ResultConflict)
     with tx(url) as conn:
-        assert q.get_task(conn, b.id).status == "processing"  # type: ignore[union-attr]
+        first, second, fourth = (q.get_task(conn, t.id) for t in (a, b, d))
+    assert first is not None and first.status == "completed" and first.result == {"n": 0}
+    assert second is not None and second.status == "processing"
+    assert fourth is not None and fourth.result == {"n": 3}
+
+
+def test_claim_time_expiry_runs_at_most_once_a_second_unless_forced(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task = enqueue(url)
+    assert [t.id for t in claim(url, lease=0.2)] == [task.id]
+    time.sleep(0.3)  # the lease has run out
+    monkeypatch.setattr(q, "_last_expiry", time.monotonic())  # an expiry ran a moment ago
+    assert claim(url) == []  # upkeep not due yet: the expired task waits for the next expiry
+    with tx(url) as conn:
+        forced = q.claim(conn, kinds=["classify"], limit=10, lease_seconds=30, worker_id="w2", expire=True)
+    assert [t.id for t in forced] == [task.id]
+    monkeypatch.setattr(q, "_last_expiry", time.monotonic() - q.EXPIRE_EVERY_SECONDS)
+    time.sleep(0.01)
+    assert q._expiry_due() and not q._expiry_due()  # due once, then not again within the interval
+
+
+def test_claim_walks_the_claimable_index_instead_of_sorting_the_backlog(url: str) -> None:
+    with tx(url) as conn:
+        conn.execute(
+            "INSERT INTO compute_tasks (kind, priority, payload, max_attempts) "
+            "SELECT 'classify', 'low', '{}'::jsonb, 3 FROM generate_series(1, 5000)"
+        )
+        conn.execute("ANALYZE compute_tasks")
+    with tx(url) as conn:
+        params = {"kinds": ["classify", "score"], "limit": 10, "lease": 30, "worker": "w"}
+        plan = "\n".join(r["QUERY PLAN"] for r in conn.execute("EXPLAIN " + q.CLAIM_SQL, params).fetchall())
+        conn.rollback()
+    assert "compute_tasks_claimable" in plan and "Seq Scan on compute_tasks" not in plan, plan
