@@ -69,24 +69,23 @@ def client_for(
     import os
 
     from shared.config import env
-    from shared.providers.runpod_client import RunPodClient, resolve_endpoint
+    from shared.providers.runpod_client import client_for_provider
 
     name = settings.runpod_provider
     if not name or name not in providers:
         raise NotConfigured(f"runpod_provider {name!r} is not under providers:")
     prov = providers[name]
-    key = os.environ.get(prov.api_key_env or env.RUNPOD_API_KEY.name) or None
+    options = dict(prov.options) | ({"endpoint_id": endpoint} if endpoint else {})
     try:
-        endpoint_id, url, api_key = resolve_endpoint(
+        return client_for_provider(
+            name=name,
             base_url=prov.base_url,
-            api_key=key,
-            options=dict(prov.options),
-            default_endpoint_env=env.RUNPOD_EMBED_ENDPOINT_ID.name,
-            provider=name,
+            api_key=os.environ.get(prov.api_key_env or env.RUNPOD_API_KEY.name) or None,
+            options=options,
+            timeout=prov.timeout_seconds,
         )
     except ValueError as exc:
         raise NotConfigured(str(exc)) from exc
-    return RunPodClient(endpoint or endpoint_id, api_key=api_key, base_url=url, timeout=prov.timeout_seconds)
 
 
 # --- job shapes ----------------------------------------------------------------------------------

@@ -25,8 +25,8 @@ from shared.providers.runpod_client import (
     RunPodClient,
     RunPodJobFailed,
     RunPodTimeout,
+    client_for_provider,
     http_status_of,
-    resolve_endpoint,
 )
 
 DEFAULT_MODEL = "BAAI/bge-m3"
@@ -85,16 +85,11 @@ class RunPodEmbedder(Embedder):
         self._dimension: int | None = int(dimension) if dimension else None
         if client is None:
             try:
-                endpoint_id, url, key = resolve_endpoint(
-                    base_url=base_url,
-                    api_key=env.RUNPOD_API_KEY.get(api_key),
-                    options=opts,
-                    default_endpoint_env=env.RUNPOD_EMBED_ENDPOINT_ID.name,
-                    provider=name,
+                client = client_for_provider(
+                    name=name, base_url=base_url, api_key=api_key, options=opts, timeout=self.timeout_seconds
                 )
             except ValueError as exc:
                 raise EmbeddingError(str(exc)) from exc
-            client = RunPodClient(endpoint_id, api_key=key, base_url=url, timeout=self.timeout_seconds)
         self.client = client
 
     @classmethod

@@ -16,7 +16,7 @@ from shared.config import env
 from shared.config.models import ProviderSettings
 from shared.providers.embed_runpod import translate
 from shared.providers.rerank import Reranker, RerankError, RerankResult
-from shared.providers.runpod_client import RunPodClient, resolve_endpoint
+from shared.providers.runpod_client import RunPodClient, client_for_provider
 
 DEFAULT_MODEL = "BAAI/bge-reranker-v2-m3"
 
@@ -46,16 +46,11 @@ class RunPodReranker(Reranker):
         self.timeout_seconds = float(timeout_seconds)
         if client is None:
             try:
-                endpoint_id, url, key = resolve_endpoint(
-                    base_url=base_url,
-                    api_key=env.RUNPOD_API_KEY.get(api_key),
-                    options=opts,
-                    default_endpoint_env=env.RUNPOD_EMBED_ENDPOINT_ID.name,
-                    provider=name,
+                client = client_for_provider(
+                    name=name, base_url=base_url, api_key=api_key, options=opts, timeout=self.timeout_seconds
                 )
             except ValueError as exc:
                 raise RerankError(str(exc)) from exc
-            client = RunPodClient(endpoint_id, api_key=key, base_url=url, timeout=self.timeout_seconds)
         self.client = client
 
     @classmethod

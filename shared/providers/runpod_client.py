@@ -235,6 +235,25 @@ def resolve_endpoint(
     return endpoint_id, url, api_key
 
 
+def client_for_provider(
+    *, name: str, base_url: str | None, api_key: str | None, options: dict[str, Any] | None, timeout: float
+) -> RunPodClient:
+    """The client of a RunPod adapter from its provider settings (``RUNPOD_API_KEY`` when no key is given).
+
+    Raises ``ValueError`` naming the setting that is missing.
+    """
+    from shared.config import env
+
+    endpoint_id, url, key = resolve_endpoint(
+        base_url=base_url,
+        api_key=env.RUNPOD_API_KEY.get(api_key),
+        options=options,
+        default_endpoint_env=env.RUNPOD_EMBED_ENDPOINT_ID.name,
+        provider=name,
+    )
+    return RunPodClient(endpoint_id, api_key=key, base_url=url, timeout=timeout)
+
+
 def http_status_of(exc: BaseException) -> int | None:
     response = getattr(exc, "response", None)
     status = getattr(response, "status_code", None)
