@@ -180,7 +180,8 @@ def _secret_ids(props: dict[str, Any]) -> dict[str, str]:
 def test_secrets_are_names_only_and_each_role_may_read_exactly_its_own(packaged: Any) -> None:
     stage, out, template = packaged
     raw = (out / "cloudformation-template-update-stack.json").read_text()
-    for forbidden in ("BEGIN " + "PRIVATE KEY", "sk-", '"TELEGRAM_BOT_TOKEN"', '"OPENAI_API_KEY"', "password"):
+    private_key_marker = "BEGIN " + "PRIVATE KEY"  # in two parts: the repo's secret scanner greps for it
+    for forbidden in (private_key_marker, "sk-", '"TELEGRAM_BOT_TOKEN"', '"OPENAI_API_KEY"', "password"):
         assert forbidden not in raw, forbidden
     for name in ALL_FUNCTIONS:
         props = function(template, name)
