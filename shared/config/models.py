@@ -222,7 +222,7 @@ class FusionSettings(Strict):
 
 
 class DenseSettings(Strict):
-    ef_search: int = Field(default=100, ge=1, le=1000)
+    ef_search: int = Field(default=200, ge=1, le=1000)
     max_scan_tuples: int = Field(default=20_000, ge=1)
     exact_below: int = Field(default=2_000, ge=0)  # a filter matching fewer vectors than this: exact search
     hnsw_m: int = Field(default=16, ge=2, le=100)
