@@ -20,11 +20,9 @@ import contextlib
 import io
 import json
 import os
-import socket
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -44,12 +42,6 @@ SCHEMA = {
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def database(tmp: Path) -> tuple[str, object | None]:
@@ -133,22 +125,16 @@ def main() -> int:
 
     # --- 2. cache hit through the local HTTP server ----------------------------------
     import httpx
-    import uvicorn
 
-    from shared.api.app import create_app
+    from tests.fakes.live_app import live_app
 
-    port = free_port()
-    server_u = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server_u.run, daemon=True)
-    thread.start()
-    while not server_u.started:
-        time.sleep(0.02)
     token, _ = get_token_service().issue(user_id=user_id, telegram_id=4242)
     body = {"profile": "cached", "input": "what is a d20?"}
     hits: list[float] = []
     auth = {"Authorization": f"Bearer {token}"}
     with (
-        httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=auth) as c,
+        live_app() as base,
+        httpx.Client(base_url=base, headers=auth) as c,
         contextlib.redirect_stdout(sink),
     ):
         first = c.post("/v1/generate", json=body)
@@ -161,8 +147,6 @@ def main() -> int:
             if i >= 20:
                 hits.append(dt)
     provider_calls = len(fake.calls())
-    server_u.should_exit = True
-    thread.join(timeout=5)
     fake.server.stop()
     get_database().close()
     if server is not None:

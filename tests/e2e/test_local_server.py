@@ -3,55 +3,20 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-HYBRID = str(Path(sys.executable).parent / "hybrid")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.e2e.serving import HYBRID, ROOT, start_server, stop_server
 
 
 @pytest.fixture(scope="module")
 def server(db_url: str) -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": db_url, "DB_POOL_SIZE": "2"}
-    env.pop("TELEGRAM_BOT_TOKEN", None)  # local default: the dev bot token in .local/
-    proc = subprocess.Popen(
-        [HYBRID, "serve", "--port", str(port), "--no-sample"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited: {proc.stdout.read() if proc.stdout else ''}")
-        try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        raise AssertionError("server did not become healthy in 90 s")
+    proc, base = start_server(db_url, "--no-sample")
     yield base
-    proc.terminate()
-    proc.wait(20)
+    stop_server(proc)
 
 
 def test_docs_and_openapi_are_served(server: str) -> None:

@@ -10,40 +10,14 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.e2e.test_local_server import HYBRID, ROOT, free_port
+from tests.e2e.serving import HYBRID, ROOT, start_server, stop_server
 
 
 @pytest.fixture(scope="module")
 def served(db_url: str) -> Iterator[tuple[str, str]]:
-    import time
-
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": db_url, "DB_POOL_SIZE": "2"}
-    env.pop("TELEGRAM_BOT_TOKEN", None)
-    proc = subprocess.Popen(
-        [HYBRID, "serve", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited: {proc.stdout.read() if proc.stdout else ''}")
-        try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        raise AssertionError("server did not become healthy")
+    proc, base = start_server(db_url, timeout=240)  # ingests the sample knowledge with the real MiniLM
     yield base, db_url
-    proc.terminate()
-    out = proc.communicate(timeout=30)[0]
+    out = stop_server(proc)
     assert "sample knowledge: lore:" in out, out
 
 

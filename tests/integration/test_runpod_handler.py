@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -32,17 +31,11 @@ from shared.providers.embeddings import EmbeddingError
 from shared.providers.rerank_runpod import RunPodReranker
 from shared.providers.runpod_client import RunPodClient, RunPodJobFailed
 from tests.fakes.gpu_models import build_test_models
-from tests.fakes.http import FakeServer, Request, Response
+from tests.fakes.http import FakeServer, Request, Response, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 HANDLER = ROOT / "gpu_handlers" / "embedding" / "handler.py"
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -64,7 +57,7 @@ def engine(models: dict[str, str]) -> EmbeddingEngine:
 
 @pytest.fixture(scope="module")
 def server(models: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("rp-log") / "server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
