@@ -37,28 +37,33 @@ def _secret_values() -> list[str]:
     return values
 
 
-def redact_text(text: str) -> str:
-    for value in _secret_values():
+def redact_text(text: str, secret_values: list[str] | None = None) -> str:
+    for value in _secret_values() if secret_values is None else secret_values:
         text = text.replace(value, REDACTED)
     for pattern in _PATTERNS:
         text = pattern.sub(REDACTED, text)
     return text
 
 
-def redact(value: Any, _depth: int = 0) -> Any:
-    if _depth > 8:
+def redact(value: Any) -> Any:
+    """A copy of ``value`` with secrets replaced; the secret env values are read once per call."""
+    return _redact(value, _secret_values(), 0)
+
+
+def _redact(value: Any, secrets: list[str], depth: int) -> Any:
+    if depth > 8:
         return value
     if isinstance(value, dict):
         return {
             k: (
                 REDACTED
                 if isinstance(k, str) and _SECRET_KEY.search(k) and v not in (None, "")
-                else redact(v, _depth + 1)
+                else _redact(v, secrets, depth + 1)
             )
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):
-        return type(value)(redact(v, _depth + 1) for v in value)
+        return type(value)(_redact(v, secrets, depth + 1) for v in value)
     if isinstance(value, str):
-        return redact_text(value)
+        return redact_text(value, secrets)
     return value
