@@ -47,12 +47,18 @@ class TelegramVerifier:
         now: float | None = None,
         max_bytes: int = telegram.MAX_INIT_DATA_BYTES,
     ) -> telegram.InitData:
-        telegram.parse_init_data(init_data, max_bytes=max_bytes)  # size and shape first, cheaply
         if self.bot_token:
-            return telegram.verify_init_data(init_data, self.bot_token, max_age=max_age, now=now)
+            return telegram.verify_init_data(
+                init_data, self.bot_token, max_age=max_age, now=now, max_bytes=max_bytes
+            )
         assert self.bot_id is not None
         return telegram.verify_init_data_third_party(
-            init_data, self.bot_id, test_environment=self.test_environment, max_age=max_age, now=now
+            init_data,
+            self.bot_id,
+            test_environment=self.test_environment,
+            max_age=max_age,
+            now=now,
+            max_bytes=max_bytes,
         )
 
 

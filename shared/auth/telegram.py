@@ -139,6 +139,7 @@ def verify_init_data(
     *,
     max_age: int | None = 86400,
     now: float | None = None,
+    max_bytes: int = MAX_INIT_DATA_BYTES,
 ) -> InitData:
     """Verify initData signed with ``bot_token``; ``max_age=None`` skips the freshness check.
 
@@ -148,7 +149,7 @@ def verify_init_data(
     """
     if not bot_token:
         raise ValueError("bot_token is required")
-    fields = parse_init_data(init_data)
+    fields = parse_init_data(init_data, max_bytes=max_bytes)
     received = fields.get("hash", "")
     if len(received) != 64 or any(c not in "0123456789abcdefABCDEF" for c in received):
         raise InitDataInvalid("hash is missing or not 64 hex characters")
@@ -175,12 +176,13 @@ def verify_init_data_third_party(
     public_key_hex: str | None = None,
     max_age: int | None = 86400,
     now: float | None = None,
+    max_bytes: int = MAX_INIT_DATA_BYTES,
 ) -> InitData:
     """Verify the Ed25519 ``signature`` field with Telegram's public key (no bot token needed)."""
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    fields = parse_init_data(init_data)
+    fields = parse_init_data(init_data, max_bytes=max_bytes)
     signature = fields.get("signature")
     if not signature:
         raise InitDataInvalid("signature is missing")
